@@ -1,0 +1,1 @@
+"""The destination plugin contract: hook specifications, records, errors and the manager."""

@@ -1,0 +1,1 @@
+"""Opt-in pytest plugin and test harness for CertAuto and its destination plugins."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["certauto_core.testing.pytest_plugin"]
