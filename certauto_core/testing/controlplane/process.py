@@ -78,6 +78,8 @@ class ControlPlane:
     workdir: Path | None = None
     pki: ClusterPKI = field(default_factory=ClusterPKI)
     server: str = ""
+    apiserver_args: tuple[str, ...] = ()
+    """Extra kube-apiserver flags, e.g. ``("--etcd-compaction-interval=5s",)``."""
     _processes: list[_Process] = field(default_factory=list)
     _owns_workdir: bool = False
 
@@ -265,6 +267,7 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=0",
+                *self.apiserver_args,
             ],
         )
 
