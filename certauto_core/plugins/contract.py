@@ -16,6 +16,7 @@ Contract version history (``HOOK_API_VERSION``):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,9 +27,8 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import logging
 
-    from kubernetes_asyncio.client import ApiClient
-
     from certauto_core.certs.material import CertificateMaterial
+    from certauto_core.kube.client import KubeClient
 
 HOOK_API_VERSION = 1
 """The contract version this core implements. Records declaring a newer one are refused."""
@@ -67,8 +67,12 @@ class Target:
     """Everything a destination needs to act for one binding's destination entry."""
 
     binding: BindingRef
-    config: BaseModel
-    """The destination's ``config``, validated against the type's model."""
+    config: BaseModel | None
+    """The destination's ``config``, validated against the type's model.
+
+    ``None`` only in ``retract`` for an entry that was removed from the spec
+    (its config is gone with it): find your objects by your own labels or tags.
+    """
     previous: PreviousSync = field(default_factory=PreviousSync)
     deleting: bool = False
     """True while the binding is being deleted (``retract`` follows ``deletionPolicy``)."""
@@ -89,6 +93,10 @@ class Observation:
     external_id: str | None = None
     not_after: datetime | None = None
     drift: str | None = None
+    content_hash: str | None = None
+    """The :attr:`CertificateMaterial.content_hash` the destination holds, when it can
+    tell. When given, the core also compares it, so a changed chain or key
+    encoding behind an unchanged leaf is published too."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,18 @@ class SecretIndex(Protocol):
         """Every watched Secret labelled as a copy for this binding's destination."""
         ...
 
+    def observe_write(self, obj: Mapping[str, Any]) -> None:
+        """Record an object the caller just wrote (the API server's answer).
+
+        The watch will deliver it too, a moment later; recording it now keeps a
+        reconcile that runs before then from acting on stale state.
+        """
+        ...
+
+    def observe_delete(self, namespace: str, name: str) -> None:
+        """Record that the caller just deleted this Secret."""
+        ...
+
 
 class NamespaceIndex(Protocol):
     """Read-only view of the cluster's Namespaces and their labels."""
@@ -195,8 +215,9 @@ class SecretRecord:
 class PluginContext:
     """What the core hands each destination factory."""
 
-    api: ApiClient
-    """A kubernetes-asyncio client with the operator's identity and pooled connections."""
+    kube: KubeClient
+    """The operator's raw-JSON Kubernetes client (its identity, pooled connections);
+    ``kube.api`` is the kubernetes-asyncio ``ApiClient`` for generated-model calls."""
     secrets: SecretIndex
     namespaces: NamespaceIndex
     logger: logging.Logger
@@ -217,6 +238,40 @@ class DestinationType:
     config_model: type[BaseModel]
     factory: DestinationFactory
     description: str = ""
-    api_version: int = HOOK_API_VERSION
-    """The contract version the plugin was written against."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    api_version: int = 1
+    """The contract version the plugin was written against (see ``HOOK_API_VERSION``)."""
+
+
+def needs_publish(observation: Observation, material: CertificateMaterial) -> bool:
+    """The core's rule: publish only when the destination holds something else.
+
+    A destination that reports ``content_hash`` is compared on it too, so a new
+    chain behind the same leaf still reaches it.
+    """
+    if observation.fingerprint != material.fingerprint:
+        return True
+    return (
+        observation.content_hash is not None and observation.content_hash != material.content_hash
+    )
+
+
+SECRET_CONTENT_KEYS = ("tls.crt", "tls.key", "ca.crt")
+
+
+def secret_content_hash(data: Mapping[str, bytes]) -> str:
+    """SHA-256 hex over a Secret's ``tls.crt``, ``tls.key`` and ``ca.crt`` values (decoded).
+
+    The core's Secret index keeps this instead of the data, for every watched
+    Secret; a destination that writes Secrets computes it for what it writes
+    and compares.
+    """
+    digest = hashlib.sha256()
+    for key in SECRET_CONTENT_KEYS:
+        value = data.get(key)
+        digest.update(key.encode())
+        if value is None:
+            digest.update(b"\x00absent")
+        else:
+            digest.update(len(value).to_bytes(8, "big"))
+            digest.update(value)
+    return digest.hexdigest()
