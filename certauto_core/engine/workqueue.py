@@ -209,6 +209,10 @@ class WorkQueue(Generic[K]):
         """Keys waiting: ready, dirtied while processing, or delayed (the depth gauge)."""
         return len(self._dirty) + len(self._delayed)
 
+    def ready(self) -> int:
+        """Keys ready to run now (delayed retries not included)."""
+        return len(self._ready)
+
     def processing(self) -> int:
         """Keys currently handed out to workers."""
         return len(self._processing)

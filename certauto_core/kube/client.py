@@ -9,6 +9,7 @@ rare, cold calls.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from kubernetes_asyncio import client, config
 
 from certauto_core.kube.errors import ApiError, error_for
 
+log = logging.getLogger("certauto.kube")
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -104,6 +106,7 @@ class KubeClient:
         self.requests += 1
         if method != "GET":
             self.writes += 1
+            log.debug("%s %s", method, path)
         try:
             response: aiohttp.ClientResponse = await self.api.call_api(
                 path,

@@ -150,7 +150,7 @@ def cert_manager_crds(version: str = CERT_MANAGER_VERSION) -> list[dict[str, Any
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     timeout: float = 20.0,
     interval: float = 0.1,

@@ -326,7 +326,12 @@ def test_records_that_break_the_contract_are_refused(
     )
     manager = loaded(site)
 
-    assert manager.destination_types() == {}  # nothing of the sloppy plugin's got through
+    # Nothing of the sloppy plugin's got through (installed real plugins may be listed).
+    assert [
+        r
+        for r in manager.destination_types().values()
+        if r.distribution == "certauto-fixture-sloppy"
+    ] == []
     [failure] = [f for f in manager.failures if f.origin.distribution == "certauto-fixture-sloppy"]
     assert failure.phase == "record"
     assert expected in failure.error
