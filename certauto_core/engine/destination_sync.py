@@ -118,11 +118,11 @@ async def sync_destination(
         guard()
         result = await destination.publish(material, target)
     except DestinationError as error:
-        return _failed(error, name, type_name, previous, attempts, policy, started, material)
+        return _failed(error, name, type_name, previous, attempts, policy, started, material, now)
     except Exception as error:  # a plugin bug must show in status, not kill a worker
         log.exception("destination %s raised an unexpected error", name)
         wrapped = RetryableError(f"unexpected {type(error).__name__} in the {type_name} plugin")
-        return _failed(wrapped, name, type_name, previous, attempts, policy, started, material)
+        return _failed(wrapped, name, type_name, previous, attempts, policy, started, material, now)
     status = DestinationStatus(
         name=name,
         type=type_name,
@@ -158,6 +158,7 @@ def _failed(
     policy: SyncPolicy,
     started: datetime,
     material: CertificateMaterial,
+    now: Callable[[], datetime],
 ) -> SyncOutcome:
     # A new certificate restarts the retry budget: it is a new attempt at a new thing.
     if previous is not None and previous.synced_fingerprint not in (None, material.fingerprint):
@@ -193,7 +194,9 @@ def _failed(
         return SyncOutcome(status, "failed")
     retry_after = error.retry_after if isinstance(error, RetryableError) else None
     delay = backoff_delay(attempts, base=policy.retry_interval, retry_after=retry_after)
-    retry_at = started + delay
+    # Counted from when the error came back, and rounded *up* to the whole second
+    # that status can hold: a destination's Retry-After must never be cut short.
+    retry_at = _ceil_second(now() + delay)
     status = DestinationStatus(
         name=name,
         type=type_name,
@@ -203,6 +206,11 @@ def _failed(
         **base,
     )
     return SyncOutcome(status, "retrying", retry_at=retry_at)
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
 
 
 def replace_or_new(

@@ -304,6 +304,7 @@ class Reconciler:
                     binding=BindingRef(key.namespace, key.name, uid, entry_name),
                     config=config,
                     previous=previous_sync(previous),
+                    deletion_policy=spec.sync_policy.deletion_policy.value,
                 )
                 timer = asyncio.get_running_loop().time()
                 outcome = await sync_destination(
@@ -313,7 +314,7 @@ class Reconciler:
                     previous=previous,
                     type_name=type_name,
                     policy=spec.sync_policy,
-                    now=lambda: now,
+                    now=self.clock,
                     guard=self.guard,
                 )
                 self.metrics.sync_duration_seconds.labels(type=type_name).observe(

@@ -76,6 +76,10 @@ class Target:
     previous: PreviousSync = field(default_factory=PreviousSync)
     deleting: bool = False
     """True while the binding is being deleted (``retract`` follows ``deletionPolicy``)."""
+    deletion_policy: str = "Retain"
+    """The binding's ``syncPolicy.deletionPolicy`` (``Retain`` or ``Delete``): also what
+    to do with an object a destination stops using in ``publish``, e.g. an ACM
+    certificate replaced by a new one after a key-type change."""
 
 
 @dataclass(frozen=True)
