@@ -281,6 +281,13 @@ class Reconciler:
         now: datetime,
     ) -> list[SyncOutcome]:
         uid = obj["metadata"].get("uid", "")
+        source_secret = (
+            spec.source_secret_ref.name
+            if spec.source_secret_ref is not None
+            else spec.certificate.secret_name
+            if spec.certificate is not None
+            else None
+        )
 
         async def one(entry_name: str, type_name: str, raw: Mapping[str, Any]) -> SyncOutcome:
             previous = status.destination(entry_name)
@@ -305,6 +312,7 @@ class Reconciler:
                     config=config,
                     previous=previous_sync(previous),
                     deletion_policy=spec.sync_policy.deletion_policy.value,
+                    source_secret=source_secret,
                 )
                 timer = asyncio.get_running_loop().time()
                 outcome = await sync_destination(
@@ -321,10 +329,12 @@ class Reconciler:
                     asyncio.get_running_loop().time() - timer
                 )
                 self.metrics.sync_total.labels(type=type_name, result=outcome.result).inc()
-                if outcome.not_after is not None:
+                if outcome.status.state is DestinationState.SYNCED:
+                    # A destination that cannot tell its expiry holds what we gave it.
+                    expiry = outcome.not_after or material.info.not_after
                     self.metrics.destination_expiry_timestamp_seconds.labels(
                         namespace=key.namespace, binding=key.name, destination=entry_name
-                    ).set(outcome.not_after.timestamp())
+                    ).set(expiry.timestamp())
                 if outcome.result in ("retrying", "failed", "conflict"):
                     log.warning("destination %s: %s", entry_name, outcome.status.message)
                 elif outcome.wrote:

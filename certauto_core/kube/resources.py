@@ -23,7 +23,13 @@ class Resource:
     def path(
         self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
     ) -> str:
-        """The REST path: a collection (cluster-wide or in ``namespace``) or one object."""
+        """The REST path: a collection (cluster-wide or in ``namespace``) or one object.
+
+        A cluster-scoped resource takes ``name=`` only: a namespace given to it is a
+        mistake (``NAMESPACES.path("team-a")`` would silently mean the collection).
+        """
+        if not self.namespaced and namespace is not None:
+            raise ValueError(f"{self.plural} are cluster-scoped: pass name=, not a namespace")
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace is not None:
             base += f"/namespaces/{quote(namespace, safe='')}"

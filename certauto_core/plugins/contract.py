@@ -76,6 +76,9 @@ class Target:
     previous: PreviousSync = field(default_factory=PreviousSync)
     deleting: bool = False
     """True while the binding is being deleted (``retract`` follows ``deletionPolicy``)."""
+    source_secret: str | None = None
+    """The name of the Secret the certificate comes from, in the binding's namespace
+    (for traceability labels); ``None`` in ``retract`` and before a source exists."""
     deletion_policy: str = "Retain"
     """The binding's ``syncPolicy.deletionPolicy`` (``Retain`` or ``Delete``): also what
     to do with an object a destination stops using in ``publish``, e.g. an ACM
