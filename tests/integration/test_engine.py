@@ -475,3 +475,29 @@ async def test_no_key_material_in_logs_events_status_or_metrics(
             for needle in needles:
                 assert needle not in text, f"key material in {where}"
     assert re.search(r"KeyMismatch", haystacks["events"])
+
+
+async def test_the_operator_serves_metrics_health_and_readiness(
+    harness: OperatorHarness, namespace: str, issued: tuple[CertFactory, IssuedCert]
+) -> None:
+    import aiohttp
+
+    await harness.put_tls_secret(namespace, "web-tls", _leaf(issued).secret_data())
+    await harness.create_binding(namespace, "web", _spec(memory("a")))
+    await harness.wait_condition(namespace, "web")
+    assert harness.operator.health is not None
+    base = f"http://127.0.0.1:{harness.operator.health.port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{base}/readyz") as response:
+            assert response.status == 200
+            assert (await response.json())["ready"] is True
+        async with session.get(f"{base}/metrics") as response:
+            text = await response.text()
+    assert 'certauto_sync_total{result="synced",type="memory"}' in text
+    assert (
+        f'certauto_certificate_expiry_timestamp_seconds{{binding="web",namespace="{namespace}"}}'
+        in text
+    )
+    assert "certauto_queue_depth" in text

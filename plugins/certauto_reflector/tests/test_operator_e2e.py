@@ -307,3 +307,22 @@ async def test_steady_state_resync_makes_no_write(
     await harness.resync()
     await harness.resync()
     assert api_writes(control_plane, ours) - before == 0
+
+
+async def test_certauto_plugins_lists_the_installed_types() -> None:
+    import asyncio
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "certauto_core.cli",
+        "plugins",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    [row] = [line for line in output.decode().splitlines() if line.split()[:1] == ["reflector"]]
+    assert "certauto-reflector" in row
+    assert "0.1.0" in row
