@@ -92,7 +92,9 @@ def typecheck(session: nox.Session) -> None:
 
 
 def _controlplane(session: nox.Session) -> None:
+    """Build (once; cached) etcd, kube-apiserver and the test cert-manager controller."""
     session.run("python", "-m", "certauto_core.testing.controlplane", "build")
+    session.run("python", "-m", "certauto_core.testing.certmanager", "build")
 
 
 @nox.session

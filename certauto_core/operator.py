@@ -25,11 +25,19 @@ from certauto_core.engine.indexes import (
     WatchedNamespaces,
     WatchedSecrets,
 )
+from certauto_core.engine.managed import MANAGED_BY_SELECTOR, owner_binding
 from certauto_core.engine.reconciler import BindingKey, Reconciler
 from certauto_core.engine.workqueue import WorkQueue, run_workers
 from certauto_core.kube.client import KubeClient
+from certauto_core.kube.errors import ApiError
 from certauto_core.kube.events import EventRecorder
-from certauto_core.kube.resources import CERTIFICATE_BINDINGS, NAMESPACES, SECRETS
+from certauto_core.kube.resources import (
+    CERTIFICATE_BINDINGS,
+    CERTIFICATES,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
 from certauto_core.kube.watch import Watcher, WatchEvent
 from certauto_core.leader import LeaderConfig, LeaderElector
 from certauto_core.observability.metrics import Metrics
@@ -74,6 +82,8 @@ class Operator:
         self.namespaces = WatchedNamespaces()
         self.queue: WorkQueue[BindingKey] = WorkQueue(name="bindings")
         self.watchers: list[Watcher] = []
+        self.certificate_watchers: list[Watcher] = []
+        """The managed Certificates' watches, once cert-manager's API is served."""
         self.ready = asyncio.Event()
         self.reconciler: Reconciler | None = None
         self.elector: LeaderElector | None = None
@@ -100,6 +110,12 @@ class Operator:
             namespace, _, name = owner.partition("/")
             if namespace and name and self._watches_namespace(namespace):
                 self.queue.add(BindingKey(namespace, name))
+
+    def _on_certificate(self, event: WatchEvent) -> None:
+        """cert-manager reported on a Certificate we manage: reconcile its binding."""
+        owner = owner_binding(event.obj)
+        if owner is not None and self._watches_namespace(owner[0]):
+            self.queue.add(BindingKey(*owner))
 
     def _on_namespace(self, event: WatchEvent) -> None:
         before = self.namespaces.labels(event.obj["metadata"]["name"])
@@ -181,6 +197,7 @@ class Operator:
                 for watcher in self.watchers:
                     group.create_task(watcher.run(), name=f"watch-{watcher.name}")
                 group.create_task(self._await_synced(), name="synced")
+                group.create_task(self._watch_certificates(kube), name="watch-certificates")
                 group.create_task(self._queue_depth(), name="queue-depth")
                 if elector is not None:
                     group.create_task(elector.run(), name="leader-election")
@@ -250,6 +267,78 @@ class Operator:
             )
         )
 
+    async def _watch_certificates(self, kube: KubeClient, probe_interval: float = 60.0) -> None:
+        """Watch the Certificates CertAuto manages, once cert-manager's API is served.
+
+        Managed mode is optional: a cluster without cert-manager must run the operator
+        all the same. So this watch is not one of ``self.watchers``: the caches-synced
+        gate does not wait for it and a missing API does not count as a failing watch
+        (which would fail liveness and restart the pod forever). Instead the API is
+        probed at start and then every ``probe_interval`` until it appears (cert-manager
+        installed after CertAuto), logged once each way. Reconcile reads Certificates
+        with a GET, so this watch is only a wake-up call; meanwhile managed bindings
+        still progress on their retry interval.
+        """
+        announced = False
+        while True:
+            try:
+                served = await _serves(kube, CERTIFICATES)
+            except (ApiError, ValueError) as error:  # the API server is not answering well
+                log.debug("probing for %s failed: %s", CERTIFICATES.api_version, error)
+                await asyncio.sleep(min(5.0, probe_interval))
+                continue
+            if served:
+                break
+            if not announced:
+                log.warning(
+                    "cert-manager's %s Certificates are not served: managed bindings "
+                    "(spec.certificate) wait for them; checking again every %.0fs",
+                    CERTIFICATES.api_version,
+                    probe_interval,
+                )
+                announced = True
+            await asyncio.sleep(probe_interval)
+        if announced:
+            log.info(
+                "cert-manager's %s is served now: watching Certificates", CERTIFICATES.api_version
+            )
+
+        def deliver(name: str) -> Callable[[WatchEvent], None]:
+            def handle(event: WatchEvent) -> None:
+                self.watch_failures.recovered(name)
+                self._on_certificate(event)
+
+            return handle
+
+        def restarted(name: str) -> Callable[[str], None]:
+            def count(reason: str) -> None:
+                self.metrics.watch_restarts_total.labels(
+                    resource="certificates", reason=reason
+                ).inc()
+                if reason == "closed":
+                    self.watch_failures.recovered(name)
+                else:
+                    self.watch_failures.failing(name)
+
+            return count
+
+        # Like the bindings' watch: per namespace when the operator is namespace-scoped.
+        for namespace in self.config.namespaces or (None,):
+            name = f"certificates{'-' + namespace if namespace else ''}"
+            self.certificate_watchers.append(
+                Watcher(
+                    kube,
+                    CERTIFICATES,
+                    deliver(name),
+                    namespace=namespace,
+                    label_selector=MANAGED_BY_SELECTOR,
+                    read_timeout=self.config.watch_read_timeout,
+                    name=name,
+                    on_restart=restarted(name),
+                )
+            )
+        await asyncio.gather(*(watcher.run() for watcher in self.certificate_watchers))
+
     async def _await_synced(self) -> None:
         await asyncio.gather(*(w.synced.wait() for w in self.watchers))
         self.ready.set()
@@ -303,6 +392,21 @@ class Operator:
         keys = self.bindings.keys()
         for namespace, name in keys:
             self.queue.add(BindingKey(namespace, name))
+
+
+async def _serves(kube: KubeClient, resource: Resource) -> bool:
+    """Whether the API server's discovery lists ``resource``.
+
+    ``/apis`` always answers JSON; a group it does not serve would get a plain-text 404.
+    """
+    groups = await kube.get("/apis")
+    for group in groups.get("groups") or ():
+        if group.get("name") == resource.group:
+            if not any(v.get("version") == resource.version for v in group.get("versions") or ()):
+                return False
+            served = await kube.get(f"/apis/{resource.group}/{resource.version}")
+            return any(r.get("name") == resource.plural for r in served.get("resources") or ())
+    return False
 
 
 def _own_namespace() -> str:

@@ -21,6 +21,8 @@ class Verdict:
     ok: bool
     reason: str
     message: str
+    pending: bool = False
+    """Not valid *yet* (issuance in progress): reported, but no Warning event."""
 
 
 def summarize(

@@ -28,6 +28,7 @@ from certauto_core.api.models import (
 )
 from certauto_core.certs.material import CertificateMaterial, MaterialError, parse_tls_secret_data
 from certauto_core.certs.validation import validate_material
+from certauto_core.engine import managed
 from certauto_core.engine.conditions_summary import VALIDATED, Verdict, summarize
 from certauto_core.engine.destination_sync import (
     SyncOutcome,
@@ -190,31 +191,41 @@ class Reconciler:
     async def _source(
         self, key: BindingKey, spec: CertificateBindingSpec, now: datetime
     ) -> tuple[CertificateMaterial | None, Verdict, str]:
-        if spec.source_secret_ref is None:
-            source = f"certificate/{spec.certificate.secret_name if spec.certificate else ''}"
-            return (
-                None,
-                Verdict(
-                    False,
-                    "ManagedModeUnavailable",
-                    "spec.certificate (managed mode) is not supported by this version; "
-                    "use spec.sourceSecretRef",
-                ),
-                source,
-            )
-        secret_name = spec.source_secret_ref.name
-        source = f"secret/{secret_name}"
-        data = self.secrets.source_data(key.namespace, secret_name)
-        if data is None:
-            data = await self._adopt_source(key.namespace, secret_name)
-        if data is None:
-            return (
-                None,
-                Verdict(
-                    False, "SourceNotFound", f"Secret {key.namespace}/{secret_name} does not exist"
-                ),
-                source,
-            )
+        binding = self.bindings.get(key.namespace, key.name) or {}
+        managed_mode = managed.ManagedCertificates(self.kube, self.secrets, self.events, self.guard)
+        note = ""
+        if spec.certificate is not None:
+            # Managed mode: the Secret cert-manager issued for our Certificate is the source.
+            source = f"{managed.SOURCE_PREFIX}{managed.certificate_name(key.name)}"
+            issued = await managed_mode.issued(binding, spec.certificate)
+            if issued.data is None:
+                return None, issued.verdict, source
+            data, note = issued.data, issued.note
+        else:
+            assert spec.source_secret_ref is not None  # exactly one source (the model checks)
+            if managed.was_managed(binding):
+                # Switched from spec.certificate: the Certificate goes, its Secret stays.
+                # Until this succeeds the status keeps saying certificate/..., so an
+                # ApiError here makes reconcile() retry rather than orphan the Certificate.
+                await managed_mode.release(
+                    key.namespace, key.name, binding["metadata"].get("uid", ""), delete_secret=None
+                )
+            secret_name = spec.source_secret_ref.name
+            source = f"secret/{secret_name}"
+            found = self.secrets.source_data(key.namespace, secret_name)
+            if found is None:
+                found = await self._adopt_source(key.namespace, secret_name)
+            if found is None:
+                return (
+                    None,
+                    Verdict(
+                        False,
+                        "SourceNotFound",
+                        f"Secret {key.namespace}/{secret_name} does not exist",
+                    ),
+                    source,
+                )
+            data = found
         material = self._parse(data)
         if isinstance(material, MaterialError):
             return None, Verdict(False, str(material.reason), material.message), source
@@ -228,6 +239,8 @@ class Reconciler:
             f"{', '.join(material.info.dns_names) or material.info.issuer} "
             f"is valid until {material.info.not_after:%Y-%m-%dT%H:%M:%SZ}"
         )
+        if note:
+            message = f"{message}; {note}"
         return material, Verdict(True, "Valid", message), source
 
     async def _adopt_source(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
@@ -450,6 +463,14 @@ class Reconciler:
         if failures:
             self.events.record(obj, "Warning", "CleanupFailed", "; ".join(failures))
             return
+        if spec.certificate is not None or managed.was_managed(obj):
+            # Managed mode (now or until a switch not yet cleaned up): the Certificate
+            # goes; the issued Secret per deletionPolicy. An ApiError propagates:
+            # reconcile() retries, the finalizer stays meanwhile.
+            issued = spec.certificate.secret_name if spec.certificate is not None else None
+            await managed.ManagedCertificates(
+                self.kube, self.secrets, self.events, self.guard
+            ).release(key.namespace, key.name, uid, delete_secret=issued if delete else None)
         remaining = [f for f in finalizers if f != FINALIZER]
         self.guard()
         try:
@@ -548,9 +569,8 @@ class Reconciler:
     ) -> None:
         """Events and metrics for what changed (not for what merely stayed)."""
         before = old.condition(VALIDATED)
-        if not verdict.ok and (
-            before is None or before.reason != verdict.reason or before.status.value == "True"
-        ):
+        changed = before is None or before.reason != verdict.reason or before.status.value == "True"
+        if not verdict.ok and not verdict.pending and changed:
             self.metrics.validation_failures_total.labels(reason=verdict.reason).inc()
             self.events.record(obj, "Warning", verdict.reason, verdict.message)
         if new.not_after is not None:

@@ -83,9 +83,9 @@ class KubeClient:
             raw = await response.read()
         finally:
             response.release()
-        decoded: Any = orjson.loads(raw) if raw else None
         if not 200 <= response.status < 300:
-            raise error_for(response.status, decoded)
+            raise error_for(response.status, _decode_error_body(raw))
+        decoded: Any = orjson.loads(raw) if raw else None
         return decoded
 
     async def _send(
@@ -174,8 +174,7 @@ class KubeClient:
         response = await self._send("GET", path, query, None, "application/json", timeout)
         try:
             if not 200 <= response.status < 300:
-                raw = await response.read()
-                raise error_for(response.status, orjson.loads(raw) if raw else None)
+                raise error_for(response.status, _decode_error_body(await response.read()))
             try:
                 async for line in response.content:
                     if line.strip():
@@ -186,6 +185,16 @@ class KubeClient:
                 ) from error
         finally:
             response.release()
+
+
+def _decode_error_body(raw: bytes) -> Any:
+    """A ``Status`` object usually; plain text ("404 page not found") for an unserved group."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
 
 
 def _token_mounted() -> bool:

@@ -18,6 +18,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client
 
 from certauto_core.testing.aws import acm, acm_proxy, moto_server
+from certauto_core.testing.certmanager.fixtures import cert_manager
 from certauto_core.testing.controlplane.process import ControlPlane
 from certauto_core.testing.keyvault import keyvault, keyvault_server
 from certauto_core.testing.kube import (
@@ -31,6 +32,7 @@ from certauto_core.testing.kube import (
 __all__ = [
     "acm",
     "acm_proxy",
+    "cert_manager",
     "cert_manager_crds_installed",
     "control_plane",
     "keyvault",
