@@ -18,7 +18,7 @@ import nox
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "charts", "e2e"]
 nox.options.reuse_venv = "yes"
 
 
@@ -113,12 +113,20 @@ def tests(session: nox.Session, package: str) -> None:
         session.error(f"{chosen.distribution} has no tests/ directory")
     session.chdir(chosen.directory)
     # Run from the installed packages, never from the source tree.
+    # The chart's tests need helm and the reflector: they have a session of their own.
+    # So do the demo and failover tests (every plugin): sessions `charts` and `e2e`.
+    ignore = (
+        ["--ignore=tests/chart", "--ignore=tests/demo", "--ignore=tests/failover"]
+        if chosen.directory == ROOT
+        else []
+    )
     session.run(
         "python",
         "-P",
         "-m",
         "pytest",
         "tests",
+        *ignore,
         *session.posargs,
         env={"PYTHONDONTWRITEBYTECODE": "1", **_passthrough()},
     )
@@ -127,3 +135,68 @@ def tests(session: nox.Session, package: str) -> None:
 def _passthrough() -> dict[str, str]:
     keep = ("CERTAUTO_CACHE_DIR", "GOFLAGS", "GOPROXY", "GOCACHE", "GOMODCACHE")
     return {key: os.environ[key] for key in keep if key in os.environ}
+
+
+@nox.session
+def charts(session: nox.Session) -> None:
+    """Helm chart: lint --strict and render every ci/ values file, apply each render to a
+    real API server, then the chart tests (RBAC proven with the operator)."""
+    _sync(
+        session,
+        "--package",
+        "certauto-reflector",
+        "--no-editable",
+        "--no-default-groups",
+        "--group",
+        "test",
+    )
+    _controlplane(session)
+    session.run("python", "-m", "certauto_core.testing.helm", "build")
+    session.run("python", "-m", "certauto_core.testing.helm", "check")
+    session.run(
+        "python",
+        "-P",
+        "-m",
+        "pytest",
+        "tests/chart",
+        *session.posargs,
+        env={"PYTHONDONTWRITEBYTECODE": "1", **_passthrough()},
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """CertAuto end to end on this machine: a local control plane, the ACM and Key Vault
+    emulators, the operator with every plugin and the bindings in examples/, until Ctrl-C.
+
+    ``nox -s demo -- --kubeconfig PATH`` uses an existing cluster instead;
+    ``-- --exit-when-ready`` stops once every binding is Ready.
+    """
+    _sync(session, "--all-packages")
+    if not any(arg.startswith("--kubeconfig") for arg in session.posargs):
+        _controlplane(session)
+    session.run(
+        "python",
+        "-m",
+        "certauto_core.testing.demo",
+        *session.posargs,
+        env=_passthrough(),
+        # Ctrl-C reaches the demo too: give it time to tear everything down.
+        interrupt_timeout=60,
+    )
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The demo end to end and the leader failover test: they need every plugin."""
+    _sync(session, "--all-packages")
+    _controlplane(session)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/demo",
+        "tests/failover",
+        *session.posargs,
+        env=_passthrough(),
+    )

@@ -40,7 +40,7 @@ from certauto_core.engine.destination_sync import (
 from certauto_core.engine.indexes import BindingStore, WatchedSecrets
 from certauto_core.engine.workqueue import WorkQueue
 from certauto_core.kube.client import KubeClient
-from certauto_core.kube.errors import ApiError, ConflictError, NotFoundError
+from certauto_core.kube.errors import ApiError, ConflictError, ForbiddenError, NotFoundError
 from certauto_core.kube.events import EventRecorder
 from certauto_core.kube.resources import CERTIFICATE_BINDINGS, SECRETS
 from certauto_core.observability.logging import log_context
@@ -214,7 +214,20 @@ class Reconciler:
             source = f"secret/{secret_name}"
             found = self.secrets.source_data(key.namespace, secret_name)
             if found is None:
-                found = await self._adopt_source(key.namespace, secret_name)
+                try:
+                    found = await self._adopt_source(key.namespace, secret_name)
+                except ForbiddenError as error:
+                    # Say it where the user looks, not only in the operator's logs.
+                    return (
+                        None,
+                        Verdict(
+                            False,
+                            "Forbidden",
+                            f"the operator may not read or label Secret "
+                            f"{key.namespace}/{secret_name}: {error.message}",
+                        ),
+                        source,
+                    )
             if found is None:
                 return (
                     None,

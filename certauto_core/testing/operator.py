@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from certauto_core.api.crd import load_crd
@@ -204,19 +205,25 @@ async def running_operator(
     resync_interval: timedelta = timedelta(minutes=30),
     leader_election: bool = False,
     log_level: int = logging.INFO,
+    kubeconfig: Path | None = None,
+    lease_namespace: str = "default",
 ) -> AsyncIterator[OperatorHarness]:
-    """Start the operator (as the cluster admin) and stop it, awaited, on exit."""
+    """Start the operator and stop it, awaited, on exit.
+
+    It acts as the cluster admin unless ``kubeconfig`` names another identity
+    (e.g. a ServiceAccount token, to prove RBAC); the test's own client stays admin.
+    """
     kube = await KubeClient.connect(kubeconfig=str(control_plane.kubeconfig_path))
     try:
         await install_certauto_crd(kube)
         config = OperatorConfig(
-            kubeconfig=str(control_plane.kubeconfig_path),
+            kubeconfig=str(kubeconfig or control_plane.kubeconfig_path),
             workers=workers,
             metrics_host="127.0.0.1",
             metrics_port=0,
             resync_interval=resync_interval,
             leader_election=leader_election,
-            lease_namespace="default",
+            lease_namespace=lease_namespace,
             watch_read_timeout=30,
         )
         operator = Operator(config, plugins=plugins)
