@@ -200,3 +200,13 @@ def e2e(session: nox.Session) -> None:
         *session.posargs,
         env=_passthrough(),
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the real local control plane: convergence against the API
+    server's own write ceiling, renewal latency, steady-state writes, memory, cloud
+    calls. Prints a table and writes JSON to benchmarks/results/ (``-- --quick``)."""
+    _sync(session, "--all-packages")
+    _controlplane(session)
+    session.run("python", "-m", "benchmarks.run", *session.posargs, env=_passthrough())

@@ -1,0 +1,1 @@
+"""One module per scenario; each takes the shared :class:`~benchmarks.context.Bench`."""
