@@ -81,7 +81,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core, every plugin, their tests and this noxfile."""
     _sync(session, "--all-packages")
-    session.run("mypy", "certauto_core", "tests", "noxfile.py")
+    session.run("mypy", "certauto_core", "tests", "benchmarks", "noxfile.py")
     # One run per plugin: every package's tests have a conftest.py of their own.
     for package in PACKAGES[1:]:
         targets = [str(package.directory / package.directory.name)]
@@ -204,9 +204,11 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the real local control plane: convergence against the API
-    server's own write ceiling, renewal latency, steady-state writes, memory, cloud
-    calls. Prints a table and writes JSON to benchmarks/results/ (``-- --quick``)."""
+    """Benchmarks on a real local control plane: a table, and JSON in benchmarks/results/.
+
+    ``nox -s bench -- --quick`` for a smoke run; ``nox -s bench -- --help`` for scenarios
+    and sizes.
+    """
     _sync(session, "--all-packages")
     _controlplane(session)
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=_passthrough())
