@@ -11,10 +11,9 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from certauto_core.engine.indexes import (
     BINDING_ANNOTATION,
@@ -414,7 +413,3 @@ def _own_namespace() -> str:
     with contextlib.suppress(OSError), open(path) as stream:
         return stream.read().strip()
     return os.environ.get("POD_NAMESPACE", "default")
-
-
-def config_from_mapping(values: Mapping[str, Any]) -> OperatorConfig:
-    return OperatorConfig(**values)

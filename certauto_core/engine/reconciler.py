@@ -10,6 +10,7 @@ what each destination's ``observe`` needs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from certauto_core.plugins.contract import (
     PluginContext,
     RetractResult,
     Target,
+    secret_content_hash,
 )
 from certauto_core.plugins.errors import ConfigError, DestinationError, RetryableError
 from certauto_core.plugins.manager import PluginManager, UnknownDestinationType
@@ -269,13 +271,9 @@ class Reconciler:
                 SECRETS.path(namespace, name), {"metadata": {"labels": {WATCHED_LABEL: "true"}}}
             )
             self.secrets.observe_write(patched)
-        import base64
-
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
     def _parse(self, data: Mapping[str, bytes]) -> CertificateMaterial | MaterialError:
-        from certauto_core.plugins.contract import secret_content_hash
-
         digest = secret_content_hash(data)
         cached = self._parsed.get(digest)
         if cached is None:

@@ -7,6 +7,7 @@ is mocked.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -110,7 +111,7 @@ async def apply_crds(api: client.ApiClient, documents: Iterable[Mapping[str, Any
             await extensions.replace_custom_resource_definition(name, body)
     for name in names:
         await wait_for(
-            lambda name=name: _established(extensions, name),  # type: ignore[misc]
+            functools.partial(_established, extensions, name),
             timeout=30,
             what=f"CRD {name} to be Established",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, watch
@@ -163,11 +164,12 @@ async def test_cert_manager_crd_rejects_a_certificate_missing_a_required_field(
 ) -> None:
     assert "certificates.cert-manager.io" in cert_manager_crds_installed
     objects = client.CustomObjectsApi(kube_api)
+    spec: dict[str, Any] = {"secretName": "web-tls", "dnsNames": ["web.example.com"]}
     certificate = {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
         "metadata": {"name": "web"},
-        "spec": {"secretName": "web-tls", "dnsNames": ["web.example.com"]},
+        "spec": spec,
     }
     with pytest.raises(ApiException) as rejected:
         await objects.create_namespaced_custom_object(
@@ -176,7 +178,7 @@ async def test_cert_manager_crd_rejects_a_certificate_missing_a_required_field(
     assert rejected.value.status == 422
     assert "issuerRef" in str(rejected.value.body)
 
-    certificate["spec"]["issuerRef"] = {"name": "selfsigned", "kind": "ClusterIssuer"}  # type: ignore[index]
+    spec["issuerRef"] = {"name": "selfsigned", "kind": "ClusterIssuer"}
     created = await objects.create_namespaced_custom_object(
         "cert-manager.io", "v1", namespace, "certificates", certificate
     )
